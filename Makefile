@@ -1,0 +1,31 @@
+# The two commands of the README (`make demo`, `make test`) do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint docs bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/quickstart.py
+
+test: $(STAMP)
+	XLA_FLAGS="--xla_force_host_platform_device_count=2" $(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check genvi tests benchmarks examples
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+bench: $(STAMP)
+	$(PY) benchmarks/adev_overhead.py
+
+clean:
+	rm -rf $(VENV) site .pytest_cache
