@@ -5,11 +5,11 @@ programs (`@gv.expectation`, `gv.vi`), and their gradients are unbiased estimate
 by program transformation (ADEV).
 """
 
-from genvi import adev, distributions
+from genvi import adev, distributions, vi
 from genvi.adev import expectation
 from genvi.core import (
-    ChoiceMap, GenerativeFunction, Selection, Trace, choice_map, cond, gen, scan, select,
-    switch, vmap,
+    ChoiceMap, GenerativeFunction, Selection, Trace, choice_map, cond, gen, scale, scan,
+    select, switch, vmap,
 )
 from genvi.distributions import (
     bernoulli, beta, binomial, categorical, dirichlet, exponential, flip, gamma, geometric,
@@ -19,8 +19,17 @@ from genvi.distributions import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # `gv.fit` lives in the VI layer; resolved lazily so the layer can be imported alone.
+    if name == "fit":
+        from genvi.vi.fit import fit
+
+        return fit
+    raise AttributeError(f"module 'genvi' has no attribute {name!r}")
+
 __all__ = [
-    "adev", "distributions", "expectation", "ChoiceMap", "GenerativeFunction", "Selection",
+    "adev", "distributions", "vi", "fit", "scale", "expectation", "ChoiceMap", "GenerativeFunction", "Selection",
     "Trace", "choice_map", "cond", "gen", "scan", "select", "switch", "vmap", "bernoulli",
     "beta", "binomial", "categorical", "dirichlet", "exponential", "flip", "gamma",
     "geometric", "half_normal", "laplace", "lognormal", "mv_normal", "mv_normal_diag",

@@ -84,3 +84,56 @@ def visit(addr, obj):
             "`@gv.gen`, or draw an unaddressed value with `dist.sample(key)`."
         )
     return h.visit(addr, obj)
+
+
+# Per-site scaling of log-density terms and site records ---------------------------------
+_scale_fn: contextvars.ContextVar[Any] = contextvars.ContextVar("genvi_scale", default=None)
+_recorder: contextvars.ContextVar[Any] = contextvars.ContextVar("genvi_recorder", default=None)
+
+
+@contextlib.contextmanager
+def scales(fn):
+    """Install `fn(full_addr) -> factor or None`; log densities of sites are multiplied by it.
+
+    Nested installs compose by multiplication.
+    """
+    outer = _scale_fn.get()
+    if outer is not None:
+        inner = fn
+
+        def fn(addr):
+            a, b = outer(addr), inner(addr)
+            if a is None:
+                return b
+            return a if b is None else a * b
+
+    token = _scale_fn.set(fn)
+    try:
+        yield
+    finally:
+        _scale_fn.reset(token)
+
+
+def scaled(logp, addr: tuple):
+    """`logp` times the installed scale for the site at `addr` (full address)."""
+    fn = _scale_fn.get()
+    if fn is None:
+        return logp
+    f = fn(full_address(addr))
+    return logp if f is None else logp * f
+
+
+@contextlib.contextmanager
+def recording(records: list | None):
+    """Collect `(full_addr, dist, value, logp)` of sites visited at this JAX trace level."""
+    token = _recorder.set(records)
+    try:
+        yield records
+    finally:
+        _recorder.reset(token)
+
+
+def record(addr: tuple, dist, value, logp) -> None:
+    rec = _recorder.get()
+    if rec is not None:
+        rec.append((full_address(addr), dist, value, logp))

@@ -53,10 +53,10 @@ mlir.register_lowering(sample_p, mlir.lower_fun(_impl, multiple_results=False))
 
 
 def _batch(args, dims, *, batch_ndims, **params):
-    size = next(a.shape[d] for a, d in zip(args, dims, strict=True) if d is not batching.not_mapped)
+    size = next(a.shape[d] for a, d in zip(args, dims, strict=True) if d is not None)
     moved = []
     for a, d in zip(args, dims, strict=True):
-        if d is batching.not_mapped:
+        if d is None:
             moved.append(jnp.broadcast_to(a, (size,) + jnp.shape(a)))
         else:
             moved.append(jnp.moveaxis(a, d, 0))
@@ -85,5 +85,5 @@ mlir.register_lowering(
     mlir.lower_fun(lambda x: jnp.zeros((), jnp.result_type(float)), multiple_results=False),
 )
 batching.primitive_batchers[add_cost_p] = lambda args, dims: (
-    add_cost_p.bind(jnp.sum(args[0])), batching.not_mapped
+    add_cost_p.bind(jnp.sum(args[0])), None
 )

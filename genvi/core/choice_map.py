@@ -173,14 +173,16 @@ class ChoiceMap:
         """The sub-map of the addresses in `selection`."""
         d = {}
         for k, v in self._d.items():
-            if selection.contains((k,)):
-                d[k] = v
-            elif isinstance(v, ChoiceMap):
+            if isinstance(v, ChoiceMap):
+                # Recurse: under a complement, `contains((k,))` does not mean that every
+                # address below k is selected (`~select(("a", "b"))` excludes ("a", "b")).
                 inner = selection.inner(k)
                 if inner is not None:
                     sub = v.filter(inner)
                     if not sub.is_empty():
                         d[k] = sub
+            elif selection.contains((k,)):
+                d[k] = v
         return ChoiceMap.tree_unflatten(tuple(d), tuple(d.values()))
 
     def __repr__(self) -> str:
@@ -225,6 +227,10 @@ class Selection:
 
     def inner(self, head: str) -> Selection | None:
         """The selection below `head` (None if it selects nothing there)."""
+        if any((head,)[: len(a)] == a for a in self._addrs):
+            # `head` itself (or all addresses) is in the set: everything below it is
+            # selected, or, for a complement, nothing is.
+            return None if self._complement else Selection(complement=True)
         rest = [a[1:] for a in self._addrs if len(a) > 1 and a[0] == head]
         if self._complement:
             return Selection(rest, complement=True)

@@ -9,8 +9,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from genvi import _effects
 from genvi.core.choice_map import ChoiceMap, _fmt
 from genvi.core.gen_fn import GenerativeFunction, Trace, _check_args, _coerce_cm
+
+
+def _unrecorded(method):
+    """Site records hold values of the current JAX trace level; inside a combinator's
+    `vmap`/`scan`/`switch` they would leak tracers, so recording is off there."""
+
+    def wrapper(self, *a):
+        with _effects.recording(None):
+            return method(self, *a)
+
+    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
+    return wrapper
 
 
 def _axis_size(args, in_axes, axis_size, who):
@@ -59,6 +72,7 @@ class Vmap(GenerativeFunction):
             raise ValueError(f"{self.name}: in_axes {self.in_axes} does not match {len(args)} arguments")
         return tuple(ax)
 
+    @_unrecorded
     def simulate(self, key, args):
         args = _check_args(args, self.name)
         ax = self._axes(args)
@@ -67,6 +81,7 @@ class Vmap(GenerativeFunction):
         tr = jax.vmap(lambda k, a: self.gen_fn.simulate(k, a), in_axes=(0, ax))(keys, args)
         return Trace(tr.choices, jnp.sum(tr.score), tr.retval, args)
 
+    @_unrecorded
     def assess(self, choices, args):
         args = _check_args(args, self.name)
         choices = _coerce_cm(choices)
@@ -76,6 +91,7 @@ class Vmap(GenerativeFunction):
         logp, ret = jax.vmap(lambda c, a: self.gen_fn.assess(c, a), in_axes=(0, ax))(choices, args)
         return jnp.sum(logp), ret
 
+    @_unrecorded
     def generate(self, key, constraints, args):
         args = _check_args(args, self.name)
         constraints = _coerce_cm(constraints)
@@ -120,6 +136,7 @@ class Scan(GenerativeFunction):
             )
         return ret
 
+    @_unrecorded
     def simulate(self, key, args):
         init, xs = self._split_args(args)
         n = self._n(xs)
@@ -134,6 +151,7 @@ class Scan(GenerativeFunction):
         c, (ch, sc, ys) = jax.lax.scan(body, init, (keys, xs), length=n)
         return Trace(ch, jnp.sum(sc), (c, ys), args)
 
+    @_unrecorded
     def assess(self, choices, args):
         init, xs = self._split_args(args)
         choices = _coerce_cm(choices)
@@ -149,6 +167,7 @@ class Scan(GenerativeFunction):
         c, (lp, ys) = jax.lax.scan(body, init, (choices, xs), length=n)
         return jnp.sum(lp), (c, ys)
 
+    @_unrecorded
     def generate(self, key, constraints, args):
         init, xs = self._split_args(args)
         constraints = _coerce_cm(constraints)
@@ -164,10 +183,6 @@ class Scan(GenerativeFunction):
 
         c, (ch, sc, w, ys) = jax.lax.scan(body, init, (keys, constraints, xs), length=n)
         return Trace(ch, jnp.sum(sc), (c, ys), args), jnp.sum(w)
-
-
-def _zeros_like_struct(struct):
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), struct)
 
 
 class Switch(GenerativeFunction):
@@ -212,6 +227,7 @@ class Switch(GenerativeFunction):
         idx = jnp.asarray(self.index)
         return jnp.clip(idx.astype(jnp.int32), 0, len(self.gen_fns) - 1)
 
+    @_unrecorded
     def simulate(self, key, args):
         args = _check_args(args, self.name)
         _, union = self._union(args)
@@ -234,6 +250,7 @@ class Switch(GenerativeFunction):
                 complete = False
         return out, complete
 
+    @_unrecorded
     def assess(self, choices, args):
         args = _check_args(args, self.name)
         choices = _coerce_cm(choices)
@@ -259,6 +276,7 @@ class Switch(GenerativeFunction):
         )
         return lp, ret
 
+    @_unrecorded
     def generate(self, key, constraints, args):
         args = _check_args(args, self.name)
         constraints = _coerce_cm(constraints)

@@ -81,6 +81,34 @@ class GenerativeFunction:
         return jax.eval_shape(lambda a: self.simulate(jax.random.key(0), a).choices, args)
 
 
+class Scaled:
+    """`gv.scale(obj, factor) @ "addr"`: the site's log density terms multiplied by factor."""
+
+    def __init__(self, obj, factor):
+        self.obj, self.factor = obj, factor
+
+    def __matmul__(self, addr):
+        return _effects.visit(addr, self)
+
+
+def scale(obj, factor) -> Scaled:
+    """Scale the log density of a site (or of every site of a generative-function call).
+
+    Used for minibatching (factor N / B on a plate of B observations out of N) and for
+    KL weights (a beta-ELBO scales the latent sites). The trace's score then holds the
+    scaled log density.
+
+    Example:
+        >>> gv.scale(gv.vmap(likelihood)(x_batch), N / B) @ "obs"
+    """
+    if not isinstance(obj, (Distribution, Using, GenCall)):
+        raise TypeError(
+            f"gv.scale scales a distribution or a generative-function call, got "
+            f"{type(obj).__name__}."
+        )
+    return Scaled(obj, factor)
+
+
 class GenCall:
     """`gf(*args)`: a pending call, given an address with `@`."""
 
@@ -94,6 +122,12 @@ class GenCall:
 
 # --------------------------------------------------------------------------------------
 # Handlers: each interprets `obj @ addr` for one GFI method; state lives in one run only.
+
+
+def _site_logp(addr, dist, x):
+    lp = _effects.scaled(dist.logpdf(x), (addr,))
+    _effects.record((addr,), dist, x, lp)
+    return lp
 
 
 class _Handler:
@@ -117,6 +151,14 @@ class _Handler:
                 "address (in a Python loop, use e.g. f\"x{i}\", or gv.vmap / gv.scan)."
             )
         self.sites[addr] = loc
+        if isinstance(obj, Scaled):
+            full = _effects.full_address((addr,))
+            f = obj.factor
+            with _effects.scales(lambda a: f if a[: len(full)] == full else None):
+                return self._visit_inner(addr, obj.obj)
+        return self._visit_inner(addr, obj)
+
+    def _visit_inner(self, addr, obj):
         if isinstance(obj, (Distribution, Using)):
             return self.visit_dist(addr, obj)
         if isinstance(obj, GenCall):
@@ -144,7 +186,7 @@ class _Simulate(_Handler):
     def visit_dist(self, addr, d):
         dist, _ = unwrap(d)
         x = _effects.sample(d, self._split(), (addr,))
-        self.score = self.score + dist.logpdf(x)
+        self.score = self.score + _site_logp(addr, dist, x)
         self.choices[addr] = x
         return x
 
@@ -170,7 +212,7 @@ class _Assess(_Handler):
             )
         x = self.given[addr]
         dist.check_value(x, addr)
-        self.score = self.score + dist.logpdf(x)
+        self.score = self.score + _site_logp(addr, dist, x)
         self.choices[addr] = x
         return x
 
@@ -189,11 +231,22 @@ class _Generate(_Simulate):
 
     def visit_dist(self, addr, d):
         if not self.constraints.has_value(addr):
+            node = self.constraints.get(addr)
+            if isinstance(node, ChoiceMap) and not node.is_empty():
+                inner = ", ".join(
+                    _fmt(_effects.full_address((addr,) + a)) for a in node.addresses()
+                )
+                raise ValueError(
+                    f"generate of `{self.gf_name}`: constraint address {inner} is never "
+                    f"visited: {_fmt(_effects.full_address((addr,)))} is a single random "
+                    "choice, not a generative function with choices of its own. Fix: give "
+                    "one value at that address."
+                )
             return super().visit_dist(addr, d)
         dist, _ = unwrap(d)
         x = self.constraints[addr]
         dist.check_value(x, addr)
-        lp = dist.logpdf(x)
+        lp = _site_logp(addr, dist, x)
         self.score = self.score + lp
         self.weight = self.weight + lp
         self.choices[addr] = x
@@ -212,7 +265,8 @@ def _check_unvisited(h: _Handler, cm: ChoiceMap, what: str):
     if extra:
         visited = ", ".join(repr(a) for a in h.sites) or "(none)"
         raise ValueError(
-            f"{what} of `{h.gf_name}`: address {', '.join(_fmt(a) for a in extra)} is never "
+            f"{what} of `{h.gf_name}`: address "
+            f"{', '.join(_fmt(_effects.full_address(a)) for a in extra)} is never "
             f"visited by the function, so it cannot be constrained. Its addresses are: "
             f"{visited}. Fix: check the spelling, or drop that entry."
         )
@@ -228,7 +282,11 @@ class StaticGenFn(GenerativeFunction):
 
     def _run(self, h: _Handler, args):
         with _effects.handler(h):
-            ret = self.fn(*args)
+            try:
+                ret = self.fn(*args)
+            except TypeError as e:
+                _reraise_bad_matmul(e, self.name)
+                raise
         return ret
 
     def simulate(self, key, args: tuple) -> Trace:
@@ -262,6 +320,29 @@ class StaticGenFn(GenerativeFunction):
 
     def __repr__(self):
         return f"<gv.gen {self.name}>"
+
+
+def _reraise_bad_matmul(e: TypeError, gf_name: str):
+    """`value @ "addr"` where `value` is neither a distribution nor a generative call.
+
+    Python raises its own TypeError (`int`, arrays and `str` know nothing of `@` with a
+    string); re-raise it with the site and the fix.
+    """
+    msg = str(e)
+    if not (msg.startswith("unsupported operand type(s) for @:") and msg.endswith("'str'")):
+        return
+    tb, loc = e.__traceback__, "<unknown>"
+    while tb is not None:
+        fn = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        if not fn.startswith(_GENVI_DIR):
+            loc = f"{fn}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    raise TypeError(
+        f"in `{gf_name}` at {loc}: {msg}. Only distributions and calls of generative "
+        "functions can be addressed with `@ \"name\"`; the left side here is a plain value "
+        "(e.g. the result of calling an undecorated Python function). Fix: decorate the "
+        "called function with `@gv.gen` and address its call, `sub(args) @ \"name\"`."
+    ) from e
 
 
 def _coerce_cm(cm) -> ChoiceMap:
