@@ -17,7 +17,7 @@ from genvi.adev.estimators import Estimator, default_for
 from genvi.adev.interpreter import run_expectation
 from genvi.distributions._base import Distribution, Using, unwrap
 
-_overrides: contextvars.ContextVar[dict] = contextvars.ContextVar("genvi_estimators", default={})
+_overrides: contextvars.ContextVar[dict | None] = contextvars.ContextVar("genvi_estimators", default=None)
 _staging: contextvars.ContextVar[bool] = contextvars.ContextVar("genvi_staging", default=False)
 
 
@@ -28,7 +28,7 @@ def _norm_addr(a) -> tuple:
 def _choose(d, addr: tuple):
     dist, est = unwrap(d)
     if est is None:
-        est = _overrides.get().get(addr)
+        est = (_overrides.get() or {}).get(addr)
     if est is None:
         est = default_for(dist)
     if not isinstance(est, Estimator):
@@ -37,10 +37,14 @@ def _choose(d, addr: tuple):
     return dist, est
 
 
-def _bind_sample(d, key, addr: tuple):
+def _bind_sample(d, key, addr: tuple, check: bool = True):
     if not isinstance(d, (Distribution, Using)):
         raise TypeError(f"gv.adev.sample expects a distribution, got {type(d).__name__}")
-    dist, est = _choose(d, addr)
+    if check:
+        dist, est = _choose(d, addr)
+    else:
+        dist, est = unwrap(d)
+        est = default_for(dist) if est is None else est
     if not jax.dtypes.issubdtype(jnp.result_type(key), jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)
     d_leaves, d_def = jax.tree.flatten(dist)
@@ -53,7 +57,7 @@ def _bind_sample(d, key, addr: tuple):
 
 @contextlib.contextmanager
 def _staging_context(estimators):
-    t1 = _overrides.set({**_overrides.get(), **estimators})
+    t1 = _overrides.set({**(_overrides.get() or {}), **estimators})
     t2 = _staging.set(True)
     try:
         with _effects.sampler(_bind_sample):
@@ -71,7 +75,12 @@ def sample(dist, key):
         ... def f(key, theta):
         ...     x = gv.adev.sample(gv.bernoulli(theta).using(gv.adev.enum), key)
         ...     return x * 2.0
+
+    Outside an expectation program it just samples; differentiating that sample is an
+    error (a discrete sample would silently get a zero gradient).
     """
+    if not _staging.get():
+        return _bind_sample(dist, key, (), check=False)
     return _effects.sample(dist, key, ())
 
 
