@@ -8,12 +8,37 @@ by program transformation (ADEV).
 from genvi import adev, distributions, vi
 from genvi.adev import expectation
 from genvi.core import (
-    ChoiceMap, GenerativeFunction, Selection, Trace, choice_map, cond, gen, scale, scan,
-    select, switch, vmap,
+    ChoiceMap,
+    GenerativeFunction,
+    Selection,
+    Trace,
+    choice_map,
+    cond,
+    gen,
+    scale,
+    scan,
+    select,
+    switch,
+    vmap,
 )
 from genvi.distributions import (
-    bernoulli, beta, binomial, categorical, dirichlet, exponential, flip, gamma, geometric,
-    half_normal, laplace, lognormal, mv_normal, mv_normal_diag, normal, poisson, student_t,
+    bernoulli,
+    beta,
+    binomial,
+    categorical,
+    dirichlet,
+    exponential,
+    flip,
+    gamma,
+    geometric,
+    half_normal,
+    laplace,
+    lognormal,
+    mv_normal,
+    mv_normal_diag,
+    normal,
+    poisson,
+    student_t,
     uniform,
 )
 
