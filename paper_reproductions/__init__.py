@@ -1,0 +1,1 @@
+"""Paper reproductions: `python -m paper_reproductions <slug> [--quick] [--out DIR]`."""
