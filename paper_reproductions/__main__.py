@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pathlib
 import sys
 
-SLUGS = ("programmable_vi",)
+# Every folder with a run.py is a reproduction.
+SLUGS = tuple(sorted(
+    p.parent.name for p in pathlib.Path(__file__).parent.glob("*/run.py")
+))
 
 
 def main(argv=None) -> int:
