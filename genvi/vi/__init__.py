@@ -11,12 +11,12 @@ from genvi.vi.families import (
     normalize,
     sir,
 )
-from genvi.vi.fit import fit
+from genvi.vi.fit import NonFiniteWarning, fit
 from genvi.vi.kl import kl_divergence
 from genvi.vi.objectives import elbo, iwelbo, p_wake, q_wake, renyi, vimco
 
 __all__ = [
     "SIR", "Marginal", "Normalized", "diwhvi", "hvi", "iwhvi", "marginal", "normalize",
     "sir", "kl_divergence", "elbo", "iwelbo", "p_wake", "q_wake", "renyi", "vimco",
-    "fit",
+    "fit", "NonFiniteWarning",
 ]

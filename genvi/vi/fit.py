@@ -440,6 +440,9 @@ def fit(
         return h
 
     def save(done):
+        # Params are replicated, so one process writes (the others would race on the files).
+        if jax.process_index() != 0:
+            return
         _checkpoint.save(
             checkpoint_dir, step=done, key=key, params_dyn=params_dyn, opt_dyn=opt_dyn,
             objective_history=history_obj[:done], stopped=stopped, config=config,

@@ -72,7 +72,8 @@ def elbo(model, guide, *, estimators=None, scales=None, analytic_kl=False,
     """The evidence lower bound E_q[log p(x, z) - log q(z)] (maximized).
 
     Args:
-        model, guide: generative functions; the guide proposes the model's latent addresses.
+        model: the generative function of the latents and the observed addresses.
+        guide: a generative function proposing the model's latent addresses.
         estimators: per-address estimator overrides, e.g. `{"z": gv.adev.reinforce}`.
         scales: per-address factors on log-density terms of model and guide, e.g.
             `{"z": beta}` for a beta-ELBO (KL weight) or `{"obs": N / B}` for minibatches.
