@@ -14,12 +14,15 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import platform
 import time
 
-import jax
-
-import genvi as gv
+from paper_reproductions._common import (
+    is_reference_dir,
+    overall,
+    update_readme,
+    versions,
+    write_json,
+)
 
 PARTS = ("cone", "vae", "air")
 PAPER = ("Becker, Lew, Wang, Ghavami, Huot, Rinard, Mansinghka. Probabilistic Programming "
@@ -32,16 +35,8 @@ def _run_part(name: str, quick: bool, out: str) -> dict:
     res = getattr(mod, f"run_{name}")(quick, out)
     res["runtime_s"] = time.perf_counter() - t0
     res["quick"] = quick
-    with open(os.path.join(out, f"{name}_results.json"), "w") as fh:
-        json.dump(res, fh, indent=2, default=str)
+    write_json(os.path.join(out, f"{name}_results.json"), res)
     return res
-
-
-def overall(claims: list) -> str:
-    ok = [c["verdict"] == "reproduced" for c in claims]
-    if ok and all(ok):
-        return "reproduced"
-    return "partially reproduced" if any(ok) else "not reproduced"
 
 
 def main(quick: bool = False, out: str = "results/programmable_vi", part: str | None = None):
@@ -66,32 +61,16 @@ def main(quick: bool = False, out: str = "results/programmable_vi", part: str | 
         "missing_parts": [p for p in PARTS if p not in parts],
         "config": {name: r["config"] for name, r in parts.items()},
         "quick": {name: r["quick"] for name, r in parts.items()},
-        "versions": {"genvi": gv.__version__, "jax": jax.__version__,
-                     "python": platform.python_version(), "platform": platform.platform()},
+        "versions": versions(),
         "runtime_s": sum(r["runtime_s"] for r in parts.values()),
         "seed": 0,
     }
-    with open(os.path.join(out, "results.json"), "w") as fh:
-        json.dump(result, fh, indent=2, default=str)
+    write_json(os.path.join(out, "results.json"), result)
     table = render_markdown(parts)
     print(table)
-    if os.path.abspath(out) == os.path.abspath(REFERENCE_DIR):
-        update_readme(table)
+    if is_reference_dir(out, __file__):
+        update_readme(os.path.join(os.path.dirname(__file__), "README.md"), table)
     return result
-
-
-REFERENCE_DIR = os.path.join(os.path.dirname(__file__), "results")
-README = os.path.join(os.path.dirname(__file__), "README.md")
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-
-
-def update_readme(table: str) -> None:
-    """Replace the README's results block with tables rendered from the reference run."""
-    with open(README) as fh:
-        text = fh.read()
-    i, j = text.index(START) + len(START), text.index(END)
-    with open(README, "w") as fh:
-        fh.write(text[:i] + "\n" + table + "\n" + text[j:])
 
 
 def render_markdown(parts: dict) -> str:
