@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax._src import ad_util
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
@@ -67,8 +68,9 @@ batching.primitive_batchers[sample_p] = _batch
 
 
 def _no_jvp(primals, tangents, *, addr, **params):
+    where = f"at {(addr[0] if len(addr) == 1 else addr)!r}" if addr else "(unaddressed)"
     raise TypeError(
-        f"the random choice at {addr!r} is being differentiated outside an expectation "
+        f"the random choice {where} is being differentiated outside an expectation "
         "program. Gradients of sampled values exist only as ADEV estimates.\nFix: decorate "
         "the function you differentiate with `@gv.expectation` (or use a `gv.vi` objective)."
     )
@@ -87,3 +89,22 @@ mlir.register_lowering(
 batching.primitive_batchers[add_cost_p] = lambda args, dims: (
     add_cost_p.bind(jnp.sum(args[0])), None
 )
+
+
+# stop_gradient on tangents ------------------------------------------------------------------
+# The interpreter's tangents are ordinary operands of JAX operations (`jax.lax.switch` in
+# `_Interp._cond`, `jax.jvp` of a deterministic `cond`). When a cond's predicate is
+# batched (a program vmapped inside `jax.grad`, or a cond after an enum site), JAX's cond
+# batching rule runs every branch on every lane and applies `stop_gradient` to each
+# operand in the lanes that did not take the branch; applied to a tangent, that
+# stop_gradient lands in the linear program that reverse mode transposes, and JAX has no
+# transpose rule for it (jax-ml/jax#22011, #39219; open in JAX 0.10.2). Its transpose is
+# zero: stop_gradient passes no derivative, as its JVP rule says (so a lane gets no
+# gradient from a branch it did not take, and a non-finite derivative there, such as the
+# log of a negative number, cannot leak in as 0 * inf). Registered only where JAX has none.
+def _stop_gradient_transpose(ct, x):
+    return [ad.Zero(x.aval)]
+
+
+if ad_util.stop_gradient_p not in ad.primitive_transposes:
+    ad.primitive_transposes[ad_util.stop_gradient_p] = _stop_gradient_transpose

@@ -6,7 +6,9 @@ tangent and a score term; they work anywhere, including inside `cond`, `scan` an
 Estimators that look at the rest of the program (`enum`, `mvd`) implement
 `cps(key, dist, dist_dot, kpure, kdual)` in the continuation-passing style of ADEV (Lew et
 al., POPL 2023): `kdual(x, x_dot) -> (r, r_dot)` runs the rest of the program on dual
-numbers, `kpure(x) -> r` runs it on primal values only. Batching over `vmap` lanes is done
+numbers, `kpure(x) -> r` runs it on primal values only; `pure(key, dist, kpure)` is the
+same site when no derivative is asked for, and must give the primal value `cps` gives (so
+calling a program and `jax.value_and_grad` of it agree). Batching over `vmap` lanes is done
 once, in the interpreter.
 """
 
@@ -37,6 +39,11 @@ class Estimator(eqx.Module):
 
     def cps(self, key, dist, dist_dot, kpure, kdual):
         raise NotImplementedError
+
+    def pure(self, key, dist, kpure):
+        """The primal value of `cps` (no tangents): by default, the rest of the program at
+        one sample drawn with `key`."""
+        return kpure(dist.sample(key))
 
     def __repr__(self):
         return f"gv.adev.{self.name}"
@@ -72,7 +79,11 @@ class Reparam(Estimator):
 
 
 class Reinforce(Estimator):
-    """Score-function (REINFORCE) gradient: r_dot + r * d/dθ log p(x; θ) at a sampled x."""
+    """Score-function (REINFORCE) gradient: r_dot + r * d/dθ log p(x; θ) at a sampled x.
+
+    Unbiased when the support does not depend on θ; it is biased for parameters that move
+    the support, such as the bounds of a uniform (use reparam there).
+    """
 
     name: ClassVar[str] = "reinforce"
 
@@ -147,6 +158,11 @@ class Enum(Estimator):
             out_dot = out_dot + jnp.sum(p_dot * r)
         return out, out_dot
 
+    def pure(self, key, dist, kpure):
+        vals = dist.enumerate_support()
+        p = jnp.exp(jax.vmap(dist.log_prob)(vals))
+        return jnp.sum(p * jax.vmap(kpure)(vals))
+
 
 def _leaf_tangent(dist_dot, name):
     return None if dist_dot is None else getattr(dist_dot, name, None)
@@ -174,10 +190,11 @@ class MVD(Estimator):
         _scalar_site(dist, addr, "mvd")
 
     def cps(self, key, dist, dist_dot, kpure, kdual):
-        k_x, k_aux = jax.random.split(key)
-        x = jax.lax.stop_gradient(dist.sample(k_x))
+        # x is drawn with `key` itself, as `pure` draws it, so the primal value is the same
+        # whether or not the program is differentiated.
+        x = jax.lax.stop_gradient(dist.sample(key))
         r, r_dot = kdual(x, None)
-        coef, pts = self._terms(dist, dist_dot, k_aux, x)
+        coef, pts = self._terms(dist, dist_dot, jax.random.fold_in(key, 1), x)
         if not coef:
             return r, r_dot
         vals = jax.vmap(kpure)(jnp.stack(pts))

@@ -13,17 +13,22 @@ which is the REINFORCE rule applied at every score site (Lew et al., POPL 2023).
 
 from __future__ import annotations
 
+import weakref
+
 import jax
 import jax.numpy as jnp
 from jax._src import core as jcore
 
 from genvi.adev._jvp import jvp_flat, zeros_tangent
 from genvi.adev._primitive import add_cost_p, batched, sample_p, site_of
+from genvi.adev.estimators import _site
 
-_CALLS = ("jit", "pjit", "closed_call", "core_call", "remat", "checkpoint")
+_CALLS = ("jit", "pjit", "closed_call", "core_call", "remat", "remat2", "checkpoint")
 _DETERMINISTIC = ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr")
 _EFFECTS = (sample_p, add_cost_p)
-_effect_cache: dict[int, bool] = {}
+# Keyed by the jaxpr object itself (weakly): an id() key can be reused by a new jaxpr once
+# the old one is garbage collected, which returned a stale answer.
+_effect_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _sub_jaxprs(eqn):
@@ -37,7 +42,7 @@ def _sub_jaxprs(eqn):
 
 def has_effects(jaxpr) -> bool:
     """Does `jaxpr` (or a sub-jaxpr, custom-derivative calls excluded) sample or add cost?"""
-    key = id(jaxpr)
+    key = jaxpr
     if key not in _effect_cache:
         found = False
         for eqn in jaxpr.eqns:
@@ -133,11 +138,15 @@ class _Interp:
                 env = {**env, **dict(zip(eqn.outvars, outs, strict=True))}
                 acc = acc_add(acc, dacc)
             else:
+                found = [s for j in _sub_jaxprs(eqn) for s in _sites_in(j)]
+                sites = ", ".join(dict.fromkeys(found))
                 raise NotImplementedError(
                     f"random choices inside `{prim.name}` are not supported in expectation "
-                    "programs. Sampling works at top level and inside jax.lax.cond/switch, "
+                    f"programs (sites {sites or '(none found)'} are sampled inside it). "
+                    "Sampling works at top level and inside jax.lax.cond/switch, "
                     "jax.lax.scan, jax.vmap and nested jit; a while_loop has no fixed "
-                    "number of sites: use jax.lax.scan with a fixed length."
+                    "number of sites: use jax.lax.scan with a fixed length (or jax.lax.cond "
+                    "inside it to skip finished iterations)."
                 )
             i += 1
         return k(self, env, acc)
@@ -228,24 +237,29 @@ class _Interp:
         (key, _), *ops = ins
         _, dist, est = site_of(params, [key] + [p for p, _ in ops])
         nb = params["batch_ndims"]
-        if not self.dual:
-            return "local", (batched(lambda kk, d: d.sample(kk), nb)(key, dist), None), ZERO
-        dist_dot = jax.tree.unflatten(params["dist_def"], [t for _, t in ops[: params["n_dist"]]])
         addr = params["addr"]
-        if not est.needs_continuation:
-            x, x_dot, s, b = batched(est.local, nb)(key, dist, dist_dot)
-            s = None if s is None else jnp.sum(s)
-            b = None if b is None else jnp.sum(b)
-            return "local", (x, x_dot), (s, b, None, None)
-        if self.construct is not None:
+        if est.needs_continuation and self.construct is not None:
+            # Raised with or without tangents, so that calling a program and differentiating
+            # it never disagree about what the site means.
             raise ValueError(
-                f"gv.adev.{est.name} at {addr!r} needs the rest of the program as a "
+                f"gv.adev.{est.name} at {_site(addr)} needs the rest of the program as a "
                 f"continuation, which is not available inside {self.construct}.\nFix: use a "
                 "continuation-free estimator there (gv.adev.reparam, gv.adev.reinforce, "
                 "gv.adev.baseline(gv.adev.reinforce, b)), or move the site out of the "
                 "construct (e.g. unroll a short scan with a Python loop)."
             )
         out = eqn.outvars[0]
+        if not self.dual:
+            if est.needs_continuation and nb == 0:
+                kp = lambda x: rest(self, {**env, out: (x, None)}, acc)[0]
+                return "done", (est.pure(key, dist, kp), None)
+            return "local", (batched(lambda kk, d: d.sample(kk), nb)(key, dist), None), ZERO
+        dist_dot = jax.tree.unflatten(params["dist_def"], [t for _, t in ops[: params["n_dist"]]])
+        if not est.needs_continuation:
+            x, x_dot, s, b = batched(est.local, nb)(key, dist, dist_dot)
+            s = None if s is None else jnp.sum(s)
+            b = None if b is None else jnp.sum(b)
+            return "local", (x, x_dot), (s, b, None, None)
         pure = _Interp(False, None)
         penv = _strip(env, pure)
         pacc = (None, None, acc[2], None)
@@ -282,6 +296,18 @@ class _Interp:
 
         ts = jax.vmap(lane)(jnp.arange(n), keys, dist_l, dist_dot_l)
         return r, r_dot + jnp.sum(ts)
+
+
+def _sites_in(jaxpr) -> list[str]:
+    """The sites (sample equations) anywhere inside `jaxpr`, for error messages."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive is sample_p:
+            found.append(_site(eqn.params["addr"]))
+        else:
+            for j in _sub_jaxprs(eqn):
+                found += _sites_in(j)
+    return found
 
 
 def _read(env, v):
