@@ -32,7 +32,10 @@ def jvp_flat(fn, primals: list, tangents: list):
         return fn(*full)
 
     ps = [primals[i] for i in idx]
-    ts = [jnp.asarray(tangents[i], dtype=jnp.result_type(primals[i])) for i in idx]
+    ts = []
+    for i in idx:
+        t, dt = tangents[i], jnp.result_type(primals[i])
+        ts.append(t if getattr(t, "dtype", None) == dt else jnp.asarray(t, dtype=dt))
     out, out_dot = jax.jvp(restricted, ps, ts)
     out_dot = jax.tree.map(
         lambda o, t: t if is_float(o) else None, out, out_dot,

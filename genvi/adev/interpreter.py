@@ -108,6 +108,9 @@ class _Interp:
     # A continuation is `k(interp, env, acc)`: the same rest of the program can be run by
     # the dual interpreter or, for the pure continuation of `enum`/`mvd`, the primal one.
     def run(self, eqns, i, env, acc, k):
+        # `env` is owned by this call and updated in place (copying it per equation made
+        # staging quadratic); every entry point passes a fresh dict, and a continuation
+        # copies it before running the rest of the program.
         read = lambda v: (v.val, None) if isinstance(v, jcore.Literal) else env[v]
         while i < len(eqns):
             eqn = eqns[i]
@@ -119,23 +122,23 @@ class _Interp:
                 if site[0] == "done":
                     return site[1]
                 _, (x, x_dot), dacc = site
-                env = {**env, eqn.outvars[0]: (x, x_dot)}
+                env[eqn.outvars[0]] = (x, x_dot)
                 acc = acc_add(acc, dacc)
             elif prim is add_cost_p:
                 c, c_dot = ins[0]
                 acc = acc_add(acc, (None, None, c, c_dot if self.dual else None))
-                env = {**env, eqn.outvars[0]: (jnp.zeros((), jnp.result_type(float)), None)}
+                env[eqn.outvars[0]] = (jnp.zeros((), jnp.result_type(float)), None)
             elif prim.name in _DETERMINISTIC or not any(has_effects(j) for j in _sub_jaxprs(eqn)):
-                env = {**env, **self._deterministic(eqn, ins)}
+                env.update(self._deterministic(eqn, ins))
             elif prim.name in _CALLS:
                 return self._inline(eqn, ins, env, acc, rest)
             elif prim.name == "cond":
                 outs, dacc = self._cond(eqn, ins)
-                env = {**env, **dict(zip(eqn.outvars, outs, strict=True))}
+                env.update(zip(eqn.outvars, outs, strict=True))
                 acc = acc_add(acc, dacc)
             elif prim.name == "scan":
                 outs, dacc = self._scan(eqn, ins)
-                env = {**env, **dict(zip(eqn.outvars, outs, strict=True))}
+                env.update(zip(eqn.outvars, outs, strict=True))
                 acc = acc_add(acc, dacc)
             else:
                 found = [s for j in _sub_jaxprs(eqn) for s in _sites_in(j)]
