@@ -1,5 +1,6 @@
 """Variational inference as programs: objectives (maximized), families, closed-form KLs."""
 
+from genvi.vi.conjugate import fit_conjugate, gamma_precision_posterior, normal_gamma_marginal
 from genvi.vi.families import (
     SIR,
     Marginal,
@@ -19,4 +20,5 @@ __all__ = [
     "SIR", "Marginal", "Normalized", "diwhvi", "hvi", "iwhvi", "marginal", "normalize",
     "sir", "kl_divergence", "elbo", "iwelbo", "p_wake", "q_wake", "renyi", "vimco",
     "fit", "NonFiniteWarning",
+    "fit_conjugate", "gamma_precision_posterior", "normal_gamma_marginal",
 ]

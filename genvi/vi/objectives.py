@@ -54,16 +54,26 @@ def _log_weights(key, n, model, guide, data, model_args, guide_args):
 
 
 def _analytic_kl_correction(q_sites, p_sites):
-    """sum over latent sites with a closed form of  -KL(q||p) - (log p(z) - log q(z))."""
-    p_by_addr = {a: (d, lp) for a, d, _, lp in p_sites}
+    """sum over latent sites with a closed form of  -s KL(q||p) - s (log p(z) - log q(z)).
+
+    `s` is the objective's `scales=` factor at the site (1 without one). The correction has
+    expectation zero under q for any `s`; where the site's log densities carry exactly the
+    factor `s` (the usual case, `scales={"z": beta}`), it replaces the site's Monte Carlo
+    term `s (log p(z) - log q(z))` by `-s KL(q||p)`. A further factor from `gv.scale` inside
+    the model or guide is left to its (unbiased) Monte Carlo term.
+    """
+    p_by_addr = {a: (d, z) for a, d, z, _ in p_sites}
+    scale_of = _effects._scale_fn.get()
     total = 0.0
-    for a, qd, _, lq in q_sites:
+    for a, qd, z, _ in q_sites:
         if a not in p_by_addr:
             continue
-        pd, lp = p_by_addr[a]
+        pd, zp = p_by_addr[a]
         kl = kl_divergence(qd, pd)
         if kl is not None:
-            total = total - kl - (lp - lq)
+            s = None if scale_of is None else scale_of(a)
+            s = 1.0 if s is None else s
+            total = total - s * (kl + pd.logpdf(zp) - qd.logpdf(z))
     return total
 
 

@@ -22,6 +22,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import genvi as gv
 
@@ -31,12 +32,12 @@ SIGMA_X = math.sqrt(0.5)  # -log N(x; dec, 1/2) = sum (x - dec)^2 + const
 # -- networks (identical for every method) ------------------------------------------------
 
 
-def init_mlp(key, sizes):
+def init_mlp(rng, sizes):
+    """He-normal weights drawn with numpy (`rng` a numpy Generator): no JAX compile at init."""
     params = []
-    for k, (n_in, n_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:],
-                                strict=True), strict=True):
-        w = jax.random.normal(k, (n_in, n_out)) * math.sqrt(2.0 / n_in)
-        params.append({"w": w, "b": jnp.zeros(n_out)})
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        w = rng.standard_normal((n_in, n_out)) * math.sqrt(2.0 / n_in)
+        params.append({"w": jnp.asarray(w, jnp.float32), "b": jnp.zeros(n_out, jnp.float32)})
     return params
 
 
@@ -46,11 +47,12 @@ def mlp(params, x):
     return x @ params[-1]["w"] + params[-1]["b"]
 
 
-def init_autoencoder(key, dx, dz, hidden):
-    ke, kd = jax.random.split(key)
-    enc = init_mlp(ke, (dx, *hidden, 2 * dz))
+def init_autoencoder(seed, dx, dz, hidden):
+    """Encoder dx -> hidden -> (mu, pre-scale) and decoder dz -> hidden reversed -> dx."""
+    rng = np.random.default_rng(seed)
+    enc = init_mlp(rng, (dx, *hidden, 2 * dz))
     enc[-1]["w"] = enc[-1]["w"] * 0.1  # start near the prior: small means, unit scales
-    return {"enc": enc, "dec": init_mlp(kd, (dz, *hidden[::-1], dx))}
+    return {"enc": enc, "dec": init_mlp(rng, (dz, *hidden[::-1], dx))}
 
 
 def encode(enc, x):
@@ -65,7 +67,38 @@ def decode(dec, z):
     return jax.nn.sigmoid(mlp(dec, z))
 
 
+def pad_network(net, dz, dz_max):
+    """Embed a dz-latent network in a dz_max-latent one (zero weights on the extra axes).
+
+    With the extra axes masked (`mask`, below) the padded network computes exactly the
+    dz-network's function and its extra weights get zero gradients, so networks of every
+    latent size can be stacked and trained in one compiled program."""
+    extra = dz_max - dz
+    enc, dec = [dict(layer) for layer in net["enc"]], [dict(layer) for layer in net["dec"]]
+    w, b = enc[-1]["w"], enc[-1]["b"]
+    zw, zb = jnp.zeros((w.shape[0], extra)), jnp.zeros(extra)
+    enc[-1] = {"w": jnp.concatenate([w[:, :dz], zw, w[:, dz:], zw], 1),
+               "b": jnp.concatenate([b[:dz], zb, b[dz:], zb])}
+    dec[0] = {"w": jnp.concatenate([dec[0]["w"], jnp.zeros((extra, dec[0]["w"].shape[1]))], 0),
+              "b": dec[0]["b"]}
+    return {"enc": enc, "dec": dec}
+
+
+def slice_network(net, dz):
+    """The dz-latent network inside a padded one (inverse of `pad_network`)."""
+    enc, dec = [dict(layer) for layer in net["enc"]], [dict(layer) for layer in net["dec"]]
+    w, b = enc[-1]["w"], enc[-1]["b"]
+    half = w.shape[1] // 2
+    enc[-1] = {"w": jnp.concatenate([w[:, :dz], w[:, half:half + dz]], 1),
+               "b": jnp.concatenate([b[:dz], b[half:half + dz]])}
+    dec[0] = {"w": dec[0]["w"][:dz], "b": dec[0]["b"]}
+    return {"enc": enc, "dec": dec}
+
+
 # -- generative programs ------------------------------------------------------------------
+#
+# `mask` (1 on the axes a network has, 0 on padding) defaults to all ones; on a padded axis
+# the decoder ignores z and the guide equals `fill_sd`-Normal, so nothing is learned there.
 
 
 @gv.gen
@@ -77,72 +110,72 @@ def ard_vae(dec, n, a0, b0, dz):
 
 
 @gv.gen
-def ard_vae_point(dec, n, prior_var):
+def ard_vae_point(dec, n, prior_var, mask=1.0):
     """alpha at its point estimate: z ~ N(0, diag(prior_var)), prior_var = b / a."""
     dz = prior_var.shape[-1]
     z = gv.mv_normal_diag(jnp.zeros((n, dz)), jnp.broadcast_to(jnp.sqrt(prior_var), (n, dz))) @ "z"
-    gv.normal(decode(dec, z), SIGMA_X) @ "x"
+    gv.normal(decode(dec, z * mask), SIGMA_X) @ "x"
 
 
 @gv.gen
-def ard_vae_student(dec, n, a, b):
+def ard_vae_student(dec, n, a, b, mask=1.0):
     """alpha ~ Gamma(a, b) integrated out: z_j ~ Student-t(2a, 0, sqrt(b_j / a))."""
-    marginal = gv.vi.normal_gamma_marginal(jnp.broadcast_to(a, (n, b.shape[-1])),
-                                           jnp.broadcast_to(b, (n, b.shape[-1])))
-    z = marginal @ "z"
-    gv.normal(decode(dec, z), SIGMA_X) @ "x"
+    shape = (n, b.shape[-1])
+    z = gv.vi.normal_gamma_marginal(jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)) @ "z"
+    gv.normal(decode(dec, z * mask), SIGMA_X) @ "x"
 
 
 @gv.gen
-def encoder(enc, x):
+def encoder(enc, x, mask=1.0, fill_sd=1.0):
     """The amortized guide q(z | x) = N(mu(x), diag s(x)^2) for a batch of images."""
     mu, sd = encode(enc, x)
-    gv.mv_normal_diag(mu, sd) @ "z"
+    gv.mv_normal_diag(mu * mask, jnp.where(mask > 0, sd, fill_sd)) @ "z"
 
 
-def elbo_objective(kind: str, kld_scalar: float):
-    """The per-image scaled ELBO for one network: `f(key, params, prior_state, x_batch)`.
+def elbo_objective(kind: str):
+    """The per-image scaled ELBO of one network,
+    `f(key, params, prior_state, kld_scalar, mask, x_batch)`.
 
-    kind: "point" (ARD, code-faithful; also the VAE/beta-VAE with prior_var = 1) or
-    "student" (ARD with the Student-t marginal prior). kld_scalar multiplies the z terms.
+    kind: "point" (ARD as the official code; the VAE and beta-VAE are this with the prior
+    variance held at 1) or "student" (ARD with the Student-t marginal prior, whose KL term
+    is Monte Carlo). `kld_scalar` scales the z terms (`scales={"z": kld_scalar}`).
     """
-    if kind == "point":
-        objective = gv.vi.elbo(ard_vae_point, encoder, scales={"z": kld_scalar},
-                               analytic_kl=True)
+    if kind not in ("point", "student"):
+        raise ValueError(f"kind must be 'point' or 'student', got {kind!r}")
 
-        def model_args(p, st, n):
-            return (p["dec"], n, st["b"] / st["a"])
-    elif kind == "student":
-        objective = gv.vi.elbo(ard_vae_student, encoder, scales={"z": kld_scalar})
-
-        def model_args(p, st, n):
-            return (p["dec"], n, st["a"], st["b"])
-    else:
-        raise ValueError(kind)
-
-    def f(key, p, st, x):
+    def f(key, p, st, kld_scalar, mask, x):
         n = x.shape[0]
-        return objective(key, gv.choice_map({"x": x}), model_args(p, st, n), (p["enc"], x)) / n
+        var = st["b"] / st["a"]
+        guide_args = (p["enc"], x, mask, jnp.sqrt(var))
+        data = gv.choice_map({"x": x})
+        if kind == "point":
+            objective = gv.vi.elbo(ard_vae_point, encoder, scales={"z": kld_scalar},
+                                   analytic_kl=True)
+            return objective(key, data, (p["dec"], n, var, mask), guide_args) / n
+        objective = gv.vi.elbo(ard_vae_student, encoder, scales={"z": kld_scalar})
+        return objective(key, data, (p["dec"], n, st["a"], st["b"], mask), guide_args) / n
 
     return f
 
 
-def ae_objective(key, p, st, x):
+def ae_objective(key, p, mask, x):
     """The deterministic autoencoder baseline: minus the per-image sum of squares."""
     mu, _ = encode(p["enc"], x)
-    return -jnp.sum((x - decode(p["dec"], mu)) ** 2) / x.shape[0]
+    return -jnp.sum((x - decode(p["dec"], mu * mask)) ** 2) / x.shape[0]
 
 
 def ard_update(x_train, m, a0=0.0, b0=0.0):
-    """The closed-form hyper-update (per network): encode a fresh random subset of m
-    training images, draw z ~ q(z | x), and set q(alpha) = Gamma(a0 + m/2, b0 + sum z^2/2)."""
+    """The closed-form hyper-update of one network: encode a fresh random subset of m
+    training images, draw z ~ q(z | x), and set q(alpha) = Gamma(a0 + m/2, b0 + sum z^2/2).
+    Returns `update(key, params, state, mask)`; padded axes keep their old values."""
 
-    def update(key, p, st):
+    def update(key, p, st, mask=1.0):
         k_idx, k_z = jax.random.split(key)
         idx = jax.random.choice(k_idx, x_train.shape[0], (m,), replace=False)
         mu, sd = encode(p["enc"], x_train[idx])
         z = mu + sd * jax.random.normal(k_z, mu.shape)
         a, b = gv.vi.gamma_precision_posterior(z, a0, b0)
-        return {"a": a.astype(st["a"].dtype), "b": b.astype(st["b"].dtype)}
+        keep = jnp.broadcast_to(mask, b.shape) > 0
+        return {"a": jnp.where(keep, a, st["a"]), "b": jnp.where(keep, b, st["b"])}
 
     return update

@@ -24,7 +24,7 @@ from paper_reproductions._common import (
     write_json,
 )
 
-PARTS = ("cone", "vae", "air")
+PARTS = ("cone", "vae")  # "air" joins once air.run_air exists
 PAPER = ("Becker, Lew, Wang, Ghavami, Huot, Rinard, Mansinghka. Probabilistic Programming "
          "with Programmable Variational Inference. PLDI 2024")
 

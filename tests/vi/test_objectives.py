@@ -89,6 +89,23 @@ def test_analytic_kl_replaces_the_monte_carlo_term():
         assert abs(a.mean() - b.mean()) <= 4.5 * se
 
 
+def test_analytic_kl_keeps_the_site_scale():
+    """A beta-ELBO with analytic KL is E_q[log p(y|mu)] - beta KL(q||p), not - KL."""
+    beta = 3.0
+    m, s = float(PHI_OFF["m"]), float(jnp.exp(PHI_OFF["ls"]))
+    kl = math.log(1.0 / s) + (s**2 + m**2) / 2 - 0.5
+    exact = exact_elbo(m, s) - (beta - 1.0) * kl  # exact_elbo holds -1 * KL
+    v_mc, g_mc = mc(gv.vi.elbo(model, guide, scales={"mu": beta}), PHI_OFF, 20000)
+    v_an, g_an = mc(gv.vi.elbo(model, guide, scales={"mu": beta}, analytic_kl=True),
+                    PHI_OFF, 20000)
+    within(v_mc, exact)
+    within(v_an, exact)
+    for leaf in ("m", "ls"):
+        a, b = np.asarray(g_mc[leaf]), np.asarray(g_an[leaf])
+        se = math.sqrt(a.var() / len(a) + b.var() / len(b))
+        assert abs(a.mean() - b.mean()) <= 4.5 * se
+
+
 def test_bounds_are_ordered_and_iwelbo50_near_evidence():
     n = 4000
     e, _ = mc(gv.vi.elbo(model, guide), PHI_OFF, n)
