@@ -19,6 +19,7 @@ Criteria (fixed in code before the numbers were seen), for each part:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -42,19 +43,32 @@ ACC_MIN = 0.90
 DIV_BAND = (0.7, 1.3)
 GAP_SE = 2.0
 BETA_RHO = 0.8
-MODELS = ("deterministic", "cvae", "fixed_prior", "gsnn", "hybrid")
+EVAL_CHUNK = 25  # test examples per step of the evaluation's lax.map
+
+
+@contextlib.contextmanager
+def _compile_fast(on: bool):
+    """--quick: XLA without most optimizations (compiling dominates a quick run; compiled
+    code runs ~4x slower, so the full run keeps the optimizations)."""
+    old = bool(jax.config.read("jax_disable_most_optimizations"))
+    jax.config.update("jax_disable_most_optimizations", bool(on) or old)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", old)
 
 
 def config(part: str, quick: bool) -> dict:
     base = {"seeds": 3, "betas": list(BETAS), "alpha": ALPHA, "z": 8, "hidden": 128,
             "prior_hidden": 64, "lr": 1e-3, "batch_size": 64, "K": 100, "n_samples": 50,
-            "seed": 0}
+            "clf_iter": 200, "seed": 0}
     if part == "shapes":
         base.update(n_train=20000, n_test=500, n_clf=6000, steps=4000)
     else:
         base.update(steps=2500)
     if quick:
-        base.update(seeds=2, hidden=32, prior_hidden=16, steps=60, K=20, n_samples=8)
+        base.update(seeds=2, hidden=32, prior_hidden=16, steps=60, K=20, n_samples=8,
+                    clf_iter=15)
         if part == "shapes":
             base.update(n_train=600, n_test=24, n_clf=600)
     return base
@@ -71,42 +85,51 @@ def _batch_mean(obj, p, key, xb, yb):
     return jnp.mean(jax.vmap(f)(keys, xb, yb))
 
 
+def latent_settings(cfg):
+    """(alpha, beta) of each model of the latent stack: the CVAE beta sweep (alpha = 1,
+    beta-major: index b * seeds + s), the GSNN (alpha = 0) and the hybrid (alpha, beta = 1)."""
+    S = cfg["seeds"]
+    alpha = [1.0] * (S * len(cfg["betas"])) + [0.0] * S + [cfg["alpha"]] * S
+    beta = [b for b in cfg["betas"] for _ in range(S)] + [1.0] * (2 * S)
+    return jnp.asarray(alpha, jnp.float32), jnp.asarray(beta, jnp.float32)
+
+
 def init_params(key, n_attr, n_pix, cfg):
     """Stacked parameters of every model; seed s has the same initial networks in every
-    group (paired comparisons). The CVAE group is beta-major: index b * seeds + s."""
+    group and at every beta (paired comparisons)."""
     S = cfg["seeds"]
     seeds = jax.random.split(key, S)
     init = lambda k: M.init_cvae(k, n_attr, n_pix, z=cfg["z"], hidden=cfg["hidden"],
                                  prior_hidden=cfg["prior_hidden"])
     one = jax.vmap(init)(seeds)
-    tile = lambda t, n: jax.tree.map(lambda a: jnp.concatenate([a] * n), t)
+    n_rep = len(latent_settings(cfg)[0]) // S
+    latent = jax.tree.map(lambda a: jnp.concatenate([a] * n_rep), one)
     det = jax.vmap(lambda k: M.init_deterministic(k, n_attr, n_pix, cfg["hidden"]))(seeds)
-    return {"cvae": tile(one, len(cfg["betas"])), "fixed_prior": one, "gsnn": one,
-            "hybrid": one, "deterministic": det}
+    return {"latent": latent, "fixed_prior": one, "deterministic": det}
 
 
 def make_objective(cfg):
-    """Sum over every model of its objective's minibatch mean (all maximized)."""
-    betas = jnp.repeat(jnp.asarray(cfg["betas"], jnp.float32), cfg["seeds"])
+    """Sum over every model of its objective's minibatch mean (all maximized).
+
+    The CVAE (beta-weighted bound), the GSNN and the hybrid are all the hybrid program,
+    alpha * bound_beta + (1 - alpha) * GSNN, at alpha = 1, 0 and cfg["alpha"]: one program
+    vmapped over the stack (a zero-weighted term contributes nothing to the gradient)."""
+    alphas, betas = latent_settings(cfg)
 
     def objective(key, params, batch):
         xb, yb = batch
-        ks = jax.random.split(key, 4)
+        k1, k2 = jax.random.split(key)
 
         def group(fn, ps, k, *extra):
             n = jax.tree.leaves(ps)[0].shape[0]
             return jnp.sum(jax.vmap(fn)(ps, jax.random.split(k, n), *extra))
 
-        total = group(lambda p, k, b: _batch_mean(M.cvae_bound(M.cvae, M.recognition, b),
-                                                   p, k, xb, yb), params["cvae"], ks[0], betas)
+        total = group(lambda p, k, a, b: _batch_mean(M.hybrid(M.cvae, M.recognition, a, b),
+                                                      p, k, xb, yb),
+                      params["latent"], k1, alphas, betas)
         total += group(lambda p, k: _batch_mean(
             M.cvae_bound(M.cvae_fixed_prior, M.recognition, 1.0), p, k, xb, yb),
-            params["fixed_prior"], ks[1])
-        total += group(lambda p, k: _batch_mean(M.gsnn(M.cvae), p, k, xb, yb),
-                       params["gsnn"], ks[2])
-        total += group(lambda p, k: _batch_mean(
-            M.hybrid(M.cvae, M.recognition, cfg["alpha"], 1.0), p, k, xb, yb),
-            params["hybrid"], ks[3])
+            params["fixed_prior"], k2)
         # the deterministic baseline regresses the image on the attributes (MSE)
         sse = jax.vmap(lambda p: jnp.mean(jnp.sum((M.mlp(p["net"], xb) - yb) ** 2, -1)))
         return total - jnp.sum(sse(params["deterministic"]))
@@ -135,7 +158,7 @@ def make_evaluate(cfg):
         keys = jax.random.split(key, xs.shape[0])
         obj = obj_of(model, guide)
         f = lambda a: obj(a[0], M.data_map(a[2]), (p, a[1]), (p, a[1], a[2]))
-        return jax.lax.map(f, (keys, xs, ys), batch_size=25)
+        return jax.lax.map(f, (keys, xs, ys), batch_size=EVAL_CHUNK)
 
     def over_models(model, guide, ps, xs, ys, key, obj_of):
         n = jax.tree.leaves(ps)[0].shape[0]
@@ -143,8 +166,6 @@ def make_evaluate(cfg):
             ps, jax.random.split(key, n))
 
     iw = lambda m, g: gv.vi.iwelbo(m, g, K)
-    recon = lambda m, g: M.cvae_bound(m, g, 0.0)  # E_q log p(y | x, z)
-    bound = lambda m, g: M.cvae_bound(m, g, 1.0)
 
     def prior_means(model, ps, combos_x, key):
         """n_s prior samples per attribute vector, as mean images: (models, combos, n_s, pix)."""
@@ -158,43 +179,41 @@ def make_evaluate(cfg):
         n = jax.tree.leaves(ps)[0].shape[0]
         return jax.vmap(one)(ps, jax.random.split(key, n))
 
-    @jax.jit
     def evaluate(params, log_sigma, xs, ys, combos_x, key):
-        k = jax.random.split(key, 8)
-        guided = _stack(params["cvae"], params["hybrid"])
-        latent = _stack(params["cvae"], params["hybrid"], params["gsnn"])
-        det = params["deterministic"]
+        k = jax.random.split(key, 7)
+        latent, fixed, det = params["latent"], params["fixed_prior"], params["deterministic"]
         det_ll = jax.vmap(lambda p, ls: jax.vmap(
             lambda x, y: M.deterministic.assess(M.data_map(y), (p, x, ls))[0])(xs, ys))(
             det, log_sigma)
+        # E_q log p(y | x, z) (beta = 0) and the bound (beta = 1) from one program
+        parts = jax.vmap(lambda b, kk: over_models(
+            M.cvae, M.recognition, latent, xs, ys, kk, lambda m, g: M.cvae_bound(m, g, b)))(
+            jnp.array([0.0, 1.0]), jax.random.split(k[4], 2))
         return {
-            "cll_guide": over_models(M.cvae, M.recognition, guided, xs, ys, k[0], iw),
-            "cll_guide_fixed": over_models(M.cvae_fixed_prior, M.recognition,
-                                           params["fixed_prior"], xs, ys, k[1], iw),
+            "cll_guide": over_models(M.cvae, M.recognition, latent, xs, ys, k[0], iw),
+            "cll_guide_fixed": over_models(M.cvae_fixed_prior, M.recognition, fixed, xs, ys,
+                                           k[1], iw),
             "cll_prior": over_models(M.cvae, M.prior_proposal, latent, xs, ys, k[2], iw),
-            "cll_prior_fixed": over_models(M.cvae_fixed_prior, M.fixed_prior_proposal,
-                                           params["fixed_prior"], xs, ys, k[3], iw),
             "cll_det": det_ll,
-            "recon": over_models(M.cvae, M.recognition, guided, xs, ys, k[4], recon),
-            "bound": over_models(M.cvae, M.recognition, guided, xs, ys, k[5], bound),
-            "samples": prior_means(M.cvae, latent, combos_x, k[6]),
-            "samples_fixed": prior_means(M.cvae_fixed_prior, params["fixed_prior"],
-                                         combos_x, k[7]),
+            "recon": parts[0],
+            "bound": parts[1],
+            "samples": prior_means(M.cvae, latent, combos_x, k[5]),
+            "samples_fixed": prior_means(M.cvae_fixed_prior, fixed, combos_x, k[6]),
             "samples_det": jax.vmap(lambda p: M.mlp(p["net"], combos_x))(det),
         }
 
-    return evaluate
+    return jax.jit(evaluate)
 
 
 def split_models(ev, cfg):
     """Per model name, arrays with a leading (seed) axis; the CVAE as (beta, seed, ...).
 
-    Stacks in `evaluate`: guided = cvae (beta-major) + hybrid; latent = guided + gsnn."""
+    The latent stack is cvae (beta-major), gsnn, hybrid (see `latent_settings`)."""
     S, nb = cfg["seeds"], len(cfg["betas"])
     nc = S * nb
     cvae = lambda a: np.asarray(a)[:nc].reshape((nb, S) + np.shape(a)[1:])
-    hybrid = lambda a: np.asarray(a)[nc:nc + S]
-    gsnn = lambda a: np.asarray(a)[nc + S:]
+    gsnn = lambda a: np.asarray(a)[nc:nc + S]
+    hybrid = lambda a: np.asarray(a)[nc + S:]
     samples = {"cvae_beta": cvae(ev["samples"]), "hybrid": hybrid(ev["samples"]),
                "gsnn": gsnn(ev["samples"]), "fixed_prior": np.asarray(ev["samples_fixed"]),
                "deterministic": np.asarray(ev["samples_det"])[:, :, None, :]}
@@ -202,7 +221,7 @@ def split_models(ev, cfg):
            "fixed_prior": np.asarray(ev["cll_guide_fixed"]),
            "deterministic": np.asarray(ev["cll_det"])}
     cll_prior = {"cvae_beta": cvae(ev["cll_prior"]), "hybrid": hybrid(ev["cll_prior"]),
-                 "gsnn": gsnn(ev["cll_prior"]), "fixed_prior": np.asarray(ev["cll_prior_fixed"])}
+                 "gsnn": gsnn(ev["cll_prior"])}
     rec, bnd = cvae(ev["recon"]), cvae(ev["bound"])
     return {"samples": samples, "cll": cll, "cll_prior": cll_prior, "recon": rec,
             "kl": rec - bnd}
@@ -250,12 +269,18 @@ def sample_metrics(samples, combos, real_by_combo, classify, side):
     return {"per_attr": per_attr, "joint": joint, "diversity": div, "w1": w1}
 
 
-def _mlp_classifier(x, y, seed):
+def _mlp_classifier(x, y, seed, max_iter):
+    """An independent attribute classifier on real images (one hidden layer of 128)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    clf = MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, max_iter=60,
-                        random_state=seed, early_stopping=True, n_iter_no_change=8)
-    return clf.fit(x, y)
+    clf = MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, max_iter=max_iter,
+                        random_state=seed, early_stopping=True, n_iter_no_change=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # --quick stops it early
+        return clf.fit(x, y)
 
 
 def build_data(part, cfg):
@@ -271,7 +296,8 @@ def build_data(part, cfg):
         real = [D.sample_shapes(rng, [c], n_ref)[2] for c in combos]
         real2 = [D.sample_shapes(rng, [c], cfg["n_samples"])[2] for c in combos]
         _, clf_y, _, clf_lab = ds["clf"]
-        clfs = [_mlp_classifier(clf_y, clf_lab[:, a], cfg["seed"] + a) for a in range(3)]
+        clfs = [_mlp_classifier(clf_y, clf_lab[:, a], cfg["seed"] + a, cfg["clf_iter"])
+                for a in range(3)]
         _, te_y, te_clean, te_lab = ds["clf_test"]
         clf_acc = {name: float(np.mean(c.predict(te_y) == te_lab[:, a]))
                    for a, (name, c) in enumerate(zip(("shape", "intensity", "size"), clfs))}
@@ -297,7 +323,7 @@ def build_data(part, cfg):
             imgs = clean_all[(lab_all == np.asarray(c)).all(1)]
             real.append(imgs)
             real2.append(imgs[rng.permutation(len(imgs))[: len(imgs) // 2]])
-        clf = _mlp_classifier(ds["train"][1], ds["train"][3][:, 0], cfg["seed"])
+        clf = _mlp_classifier(ds["train"][1], ds["train"][3][:, 0], cfg["seed"], cfg["clf_iter"])
         clf_acc = {"class": float(np.mean(clf.predict(ds["test"][1]) == ds["test"][3][:, 0])),
                    "thick (by definition)": 1.0}
         median = ds["median_ink"]
@@ -326,31 +352,51 @@ def _ms(a):
     return float(a.mean()), float(se)
 
 
+class _Clock:
+    """`with clock("name"):` adds name_s (wall) and name_cpu_s (process CPU) to a dict."""
+
+    def __init__(self, into: dict):
+        self.into = into
+
+    @contextlib.contextmanager
+    def __call__(self, name):
+        w, c = time.perf_counter(), time.process_time()
+        yield
+        self.into[f"{name}_s"] = time.perf_counter() - w
+        self.into[f"{name}_cpu_s"] = time.process_time() - c
+
+
 def run_part(part: str, quick: bool, out: str) -> dict:
+    with _compile_fast(quick):
+        return _run_part(part, quick, out)
+
+
+def _run_part(part: str, quick: bool, out: str) -> dict:
     cfg = config(part, quick)
     timings = {}
-    t0 = time.perf_counter()
-    d = build_data(part, cfg)
-    timings["data_and_classifiers_s"] = time.perf_counter() - t0
+    clock = _Clock(timings)
+    with clock("data_and_classifiers"):
+        d = build_data(part, cfg)
     n_attr, n_pix = d["x_tr"].shape[1], d["y_tr"].shape[1]
     key = jax.random.key(cfg["seed"])
     params = init_params(jax.random.fold_in(key, 1), n_attr, n_pix, cfg)
-    t1 = time.perf_counter()
-    params, hist = gv.fit(make_objective(cfg), params, optax.adam(cfg["lr"]), steps=cfg["steps"],
-                          key=jax.random.fold_in(key, 2), data=(d["x_tr"], d["y_tr"]),
-                          batch_size=cfg["batch_size"], progress=False)
-    timings["train_s"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    log_sigma = fit_noise(params["deterministic"], d["x_tr"], d["y_tr"])
-    ev = make_evaluate(cfg)(params, log_sigma, jnp.asarray(d["x_te"]), jnp.asarray(d["y_te"]),
-                            jnp.asarray(d["x_c"]), jax.random.fold_in(key, 3))
-    ev = jax.tree.map(np.asarray, ev)
-    timings["evaluate_s"] = time.perf_counter() - t2
-    t3 = time.perf_counter()
-    sm = split_models(ev, cfg)
-    res = summarize(part, cfg, d, sm)
-    timings["metrics_s"] = time.perf_counter() - t3
-    res["figures"] = figures(part, d, sm, out)
+    with clock("train"):
+        params, hist = gv.fit(make_objective(cfg), params, optax.adam(cfg["lr"]), steps=cfg["steps"],
+                              key=jax.random.fold_in(key, 2), data=(d["x_tr"], d["y_tr"]),
+                              batch_size=cfg["batch_size"], progress=False)
+    with clock("evaluate"):
+        log_sigma = fit_noise(params["deterministic"], d["x_tr"], d["y_tr"])
+        n_te = len(d["x_te"])
+        pad = lambda a: np.concatenate([a, a[: -n_te % EVAL_CHUNK]])  # no remainder chunk
+        ev = make_evaluate(cfg)(params, log_sigma, pad(d["x_te"]), pad(d["y_te"]),
+                                jnp.asarray(d["x_c"]), jax.random.fold_in(key, 3))
+        ev = {k: np.asarray(v)[..., :n_te] if not k.startswith("samples") else np.asarray(v)
+              for k, v in ev.items()}
+    with clock("metrics"):
+        sm = split_models(ev, cfg)
+        res = summarize(part, cfg, d, sm)
+    with clock("figures"):
+        res["figures"] = figures(part, d, sm, out)
     res.update(config=cfg, timings=timings, final_train_objective=float(hist["objective"][-1]),
                classifier_accuracy_on_real=d["clf_acc"])
     return res
