@@ -25,7 +25,8 @@ SIGMA_MIN = 0.01  # floor of every Gaussian scale (pixel noise and latent scales
 def init_mlp(key, sizes):
     """[(W, b), ...] with He-normal weights and zero biases."""
     layers = []
-    for k, (m, n) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    for k, (m, n) in zip(jax.random.split(key, len(pairs)), pairs, strict=True):
         layers.append((jax.random.normal(k, (m, n)) * jnp.sqrt(2.0 / m), jnp.zeros(n)))
     return layers
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import time
 
 import jax
@@ -31,10 +30,18 @@ import numpy as np
 import optax
 
 import genvi as gv
+from paper_reproductions._common import (
+    is_reference_dir,
+    overall,
+    update_readme,
+    versions,
+    write_json,
+)
 from paper_reproductions.cvae_attributes import data as D
 from paper_reproductions.cvae_attributes import model as M
 
 PARTS = ("shapes", "digits")
+QUICK_PARTS = ("digits",)
 PAPER = ("Mohamed Debbagh. Learning Structured Output Representations from Attributes using "
          "Deep Conditional Generative Models. arXiv:2305.00980, 2023")
 BETAS = (0.5, 1.0, 2.0, 4.0)
@@ -63,14 +70,17 @@ def config(part: str, quick: bool) -> dict:
             "prior_hidden": 64, "lr": 1e-3, "batch_size": 64, "K": 100, "n_samples": 50,
             "clf_iter": 200, "seed": 0}
     if part == "shapes":
-        base.update(n_train=20000, n_test=500, n_clf=6000, steps=4000)
+        # (a first full run with hidden = 128, 4000 steps and three 128-unit classifiers on
+        # 6000 images gave visibly underfit, rounded shapes; see README "Deviations")
+        base.update(n_train=20000, n_test=500, n_clf=12000, clf_hidden=256, hidden=256,
+                    steps=6000)
     else:
         base.update(steps=2500)
     if quick:
-        base.update(seeds=2, hidden=32, prior_hidden=16, steps=60, K=20, n_samples=8,
-                    clf_iter=15)
+        base.update(seeds=2, hidden=32, prior_hidden=16, steps=40, K=10, n_samples=8,
+                    clf_iter=10)
         if part == "shapes":
-            base.update(n_train=600, n_test=24, n_clf=600)
+            base.update(n_train=600, n_test=24, n_clf=600, hidden=32, steps=40)
     return base
 
 
@@ -185,10 +195,11 @@ def make_evaluate(cfg):
         det_ll = jax.vmap(lambda p, ls: jax.vmap(
             lambda x, y: M.deterministic.assess(M.data_map(y), (p, x, ls))[0])(xs, ys))(
             det, log_sigma)
-        # E_q log p(y | x, z) (beta = 0) and the bound (beta = 1) from one program
-        parts = jax.vmap(lambda b, kk: over_models(
-            M.cvae, M.recognition, latent, xs, ys, kk, lambda m, g: M.cvae_bound(m, g, b)))(
-            jnp.array([0.0, 1.0]), jax.random.split(k[4], 2))
+        # E_q log p(y | x, z) (beta = 0) and the bound (beta = 1) from one program, with the
+        # same key (the same z ~ q), so that their difference is exactly the closed-form KL
+        parts = jax.vmap(lambda b: over_models(
+            M.cvae, M.recognition, latent, xs, ys, k[4], lambda m, g: M.cvae_bound(m, g, b)))(
+            jnp.array([0.0, 1.0]))
         return {
             "cll_guide": over_models(M.cvae, M.recognition, latent, xs, ys, k[0], iw),
             "cll_guide_fixed": over_models(M.cvae_fixed_prior, M.recognition, fixed, xs, ys,
@@ -265,18 +276,18 @@ def sample_metrics(samples, combos, real_by_combo, classify, side):
     per_attr = correct.reshape(len(combos), n, -1).mean(1)  # (combos, attrs)
     joint = correct.all(-1).reshape(len(combos), n).mean(1)
     div = np.array([mean_pairwise_l2(s) for s in samples])
-    w1 = np.array([nuisance_w1(s, r, side) for s, r in zip(samples, real_by_combo)])
+    w1 = np.array([nuisance_w1(s, r, side) for s, r in zip(samples, real_by_combo, strict=False)])
     return {"per_attr": per_attr, "joint": joint, "diversity": div, "w1": w1}
 
 
-def _mlp_classifier(x, y, seed, max_iter):
-    """An independent attribute classifier on real images (one hidden layer of 128)."""
+def _mlp_classifier(x, y, seed, max_iter, hidden=128):
+    """An independent attribute classifier on real images (one hidden layer)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    clf = MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, max_iter=max_iter,
+    clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3, max_iter=max_iter,
                         random_state=seed, early_stopping=True, n_iter_no_change=10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # --quick stops it early
@@ -296,14 +307,22 @@ def build_data(part, cfg):
         real = [D.sample_shapes(rng, [c], n_ref)[2] for c in combos]
         real2 = [D.sample_shapes(rng, [c], cfg["n_samples"])[2] for c in combos]
         _, clf_y, _, clf_lab = ds["clf"]
-        clfs = [_mlp_classifier(clf_y, clf_lab[:, a], cfg["seed"] + a, cfg["clf_iter"])
-                for a in range(3)]
-        _, te_y, te_clean, te_lab = ds["clf_test"]
-        clf_acc = {name: float(np.mean(c.predict(te_y) == te_lab[:, a]))
-                   for a, (name, c) in enumerate(zip(("shape", "intensity", "size"), clfs))}
+        # one classifier of the joint (shape, intensity, size) class, read per attribute
+        # (a third of the cost of three classifiers, so it can see more real images)
+        joint = lambda lab: (lab[:, 0] * 2 + lab[:, 1]) * 2 + lab[:, 2]
+        clf = _mlp_classifier(clf_y, joint(clf_lab), cfg["seed"], cfg["clf_iter"],
+                              cfg["clf_hidden"])
 
         def classify(imgs, labels):
-            return np.stack([c.predict(imgs) for c in clfs], 1)
+            j = clf.predict(imgs)
+            return np.stack([j // 4, (j // 2) % 2, j % 2], 1)
+
+        _, te_y, te_clean, te_lab = ds["clf_test"]
+        pred = classify(te_y, te_lab)
+        clf_acc = {name: float(np.mean(pred[:, a] == te_lab[:, a]))
+                   for a, name in enumerate(("shape", "intensity", "size"))}
+        clf_acc["shape (clean images)"] = float(np.mean(classify(te_clean, te_lab)[:, 0]
+                                                        == te_lab[:, 0]))
 
         x_tr, y_tr = ds["train"][:2]
         x_te = np.concatenate([ds["test"][0], ds["held_out"][0]])
@@ -408,7 +427,7 @@ def summarize(part, cfg, d, sm):
     seen = [i for i in range(len(d["combos"])) if i not in d["held"]]
     test, held = ~d["held_mask"], d["held_mask"]
     real_div = np.array([mean_pairwise_l2(r) for r in d["real"]])
-    real_w1 = np.array([nuisance_w1(a, b, d["side"]) for a, b in zip(d["real2"], d["real"])])
+    real_w1 = np.array([nuisance_w1(a, b, d["side"]) for a, b in zip(d["real2"], d["real"], strict=False)])
 
     def per_seed_metrics(samples):  # samples (seeds, combos, n, pix)
         rows = [sample_metrics(s, d["combos"], d["real"], d["classify"], d["side"])
@@ -485,25 +504,35 @@ def summarize(part, cfg, d, sm):
             "criterion": f"seed-mean gap > {GAP_SE} SE (IWELBO K = {cfg['K']}, nats per image)",
             "measured": {"cvae": float(a.mean()), base: float(b.mean()), "gap": gap, "se": se},
             "verdict": "reproduced" if gap > GAP_SE * se else "not reproduced"})
+    # The beta trend is reported whichever way it goes (not a pass/fail claim): the paper
+    # says larger beta gives better samples; here the direction is measured, not tested.
     joint = np.stack([per_seed[f"cvae_beta{b:g}"]["joint"][:, seen].mean(1) for b in betas])
     means = joint.mean(1)
     from scipy.stats import spearmanr
 
-    rho = float(spearmanr(betas, means).statistic) if np.ptp(means) > 0 else 0.0
+    # rounded: with 4 betas Spearman is a multiple of 0.2, and 0.8 computes as 0.7999...
+    rho = round(float(spearmanr(betas, means).statistic), 9) if np.ptp(means) > 0 else 0.0
     diff = joint[-1] - joint[0]  # paired over seeds (same initial networks)
     dse = float(diff.std(ddof=1) / np.sqrt(S)) if S > 1 else float("nan")
-    ok = rho >= BETA_RHO and diff.mean() > GAP_SE * dse
-    claims.append({
-        "claim": f"[{part}] larger beta gives more attribute-faithful prior samples",
-        "criterion": f"Spearman(beta, joint accuracy) >= {BETA_RHO} over beta in {betas} and "
-                     f"acc(beta={betas[-1]:g}) - acc(beta={betas[0]:g}) > {GAP_SE} SE (paired)",
-        "measured": {**{f"joint_acc_beta{b:g}": float(v) for b, v in zip(betas, means)},
+    if rho >= BETA_RHO and diff.mean() > GAP_SE * dse:
+        direction = "rises with beta (the paper's direction)"
+    elif rho <= -BETA_RHO and -diff.mean() > GAP_SE * dse:
+        direction = "falls with beta (against the paper's direction)"
+    else:
+        direction = "no clear monotone trend"
+    beta_trend = {
+        "trend": f"[{part}] joint attribute accuracy of CVAE prior samples against beta",
+        "rule": f"rises if Spearman(beta, accuracy) >= {BETA_RHO} and acc(beta={betas[-1]:g}) - "
+                f"acc(beta={betas[0]:g}) > {GAP_SE} SE (paired over seeds); falls if the "
+                "mirror image holds; otherwise no clear monotone trend",
+        "measured": {**{f"joint_acc_beta{b:g}": float(v) for b, v in zip(betas, means, strict=False)},
                      "spearman": rho, "diff": float(diff.mean()), "se": dse},
-        "verdict": "reproduced" if ok else "not reproduced"})
+        "direction": direction}
     beta_sweep = {k: [models[f"cvae_beta{b:g}"][k] for b in betas]
                   for k in ("joint_acc", "diversity_ratio", "cll", "cll_prior_proposal", "recon",
                             "kl", "nuisance_w1")}
-    return {"part": part, "claims": claims, "models": models, "beta_sweep": beta_sweep,
+    return {"part": part, "claims": claims, "beta_trend": beta_trend, "models": models,
+            "beta_sweep": beta_sweep,
             "reference": reference}
 
 
@@ -537,7 +566,7 @@ def figures(part, d, sm, out):
               ("N(0,I) prior", s["fixed_prior"][0]), ("GSNN", s["gsnn"][0]),
               ("hybrid", s["hybrid"][0])]
     fig, axes = plt.subplots(1, len(panels), figsize=(2.0 * len(panels), 0.25 * len(real) + 1))
-    for ax, (name, imgs) in zip(axes, panels):
+    for ax, (name, imgs) in zip(axes, panels, strict=False):
         ax.imshow(np.clip(_mosaic(imgs[:, :ncol], side), 0, 1), cmap="gray", vmin=0, vmax=1)
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
@@ -566,9 +595,9 @@ def beta_figure(parts: dict, out: str):
             ("cll", "test log p(y|x) (IWELBO-100)"), ("recon", "E_q log p(y|x,z)")]
     fig, axes = plt.subplots(len(parts), len(keys), figsize=(3.2 * len(keys), 2.6 * len(parts)),
                              squeeze=False)
-    for row, (name, r) in zip(axes, parts.items()):
+    for row, (name, r) in zip(axes, parts.items(), strict=False):
         betas = r["config"]["betas"]
-        for ax, (k, label) in zip(row, keys):
+        for ax, (k, label) in zip(row, keys, strict=False):
             m = np.array([v[0] for v in r["beta_sweep"][k]])
             e = np.array([v[1] for v in r["beta_sweep"][k]])
             ax.errorbar(betas, m, yerr=np.nan_to_num(e), marker="o", capsize=3)
@@ -585,24 +614,18 @@ def beta_figure(parts: dict, out: str):
 # -- driver --------------------------------------------------------------------------------
 
 
-def overall(claims: list) -> str:
-    ok = [c["verdict"] == "reproduced" for c in claims]
-    if ok and all(ok):
-        return "reproduced"
-    return "partially reproduced" if any(ok) else "not reproduced"
-
-
 def main(quick: bool = False, out: str = "results/cvae_attributes", part: str | None = None):
     if part is not None and part not in PARTS:
         raise ValueError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
     os.makedirs(out, exist_ok=True)
-    for name in (part,) if part else PARTS:
+    # --quick is a smoke test of the pipeline (tests/test_reproductions.py): the digits
+    # part only, at toy sizes; its numbers are not evidence.
+    for name in (part,) if part else (QUICK_PARTS if quick else PARTS):
         t0 = time.perf_counter()
         res = run_part(name, quick, out)
         res["runtime_s"] = time.perf_counter() - t0
         res["quick"] = quick
-        with open(os.path.join(out, f"{name}_results.json"), "w") as fh:
-            json.dump(res, fh, indent=2)
+        write_json(os.path.join(out, f"{name}_results.json"), res)
         print(f"[cvae_attributes] {name}: {res['runtime_s']:.1f} s")
     parts = {}
     for name in PARTS:
@@ -617,37 +640,26 @@ def main(quick: bool = False, out: str = "results/cvae_attributes", part: str | 
         "paper": PAPER,
         "claims": claims,
         "verdict": overall(claims),
+        "beta_trend": [dict(r["beta_trend"], part=n) for n, r in parts.items()
+                       if "beta_trend" in r],
         "parts": sorted(parts),
         "missing_parts": [p for p in PARTS if p not in parts],
         "config": {n: r["config"] for n, r in parts.items()},
         "quick": {n: r["quick"] for n, r in parts.items()},
         "figures": [f for r in parts.values() for f in r["figures"]] + ([fig] if fig else []),
-        "versions": {"genvi": gv.__version__, "jax": jax.__version__,
-                     "python": platform.python_version(), "platform": platform.platform()},
+        "versions": versions(),
         "runtime_s": sum(r["runtime_s"] for r in parts.values()),
         "seed": 0,
     }
-    with open(os.path.join(out, "results.json"), "w") as fh:
-        json.dump(result, fh, indent=2)
+    write_json(os.path.join(out, "results.json"), result)
     table = render_markdown(parts)
     print(table)
-    if os.path.abspath(out) == os.path.abspath(REFERENCE_DIR):
-        update_readme(table)
+    if is_reference_dir(out, __file__):
+        update_readme(README, table)
     return result
 
 
-REFERENCE_DIR = os.path.join(os.path.dirname(__file__), "results")
 README = os.path.join(os.path.dirname(__file__), "README.md")
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-
-
-def update_readme(table: str) -> None:
-    """Replace the README's results block with the tables rendered from the reference run."""
-    with open(README) as fh:
-        text = fh.read()
-    i, j = text.index(START) + len(START), text.index(END)
-    with open(README, "w") as fh:
-        fh.write(text[:i] + "\n" + table + "\n" + text[j:])
 
 
 def _pm(t, f=".3f"):
@@ -700,6 +712,12 @@ def render_markdown(parts: dict) -> str:
                          f" | {_pm(bs['cll'][i], '.1f')} | {_pm(bs['recon'][i], '.1f')} | "
                          f"{_pm(bs['kl'][i], '.1f')} |")
         lines.append("")
+    for part, r in parts.items():
+        if "beta_trend" in r:
+            t = r["beta_trend"]
+            m = ", ".join(f"{k}={v:.3g}" for k, v in t["measured"].items())
+            lines += [f"beta trend ({part}, reported whichever way it goes; rule: {t['rule']}): "
+                      f"**{t['direction']}** ({m}).", ""]
     lines += ["| part | claim | criterion | measured | verdict |", "|---|---|---|---|---|"]
     for part, r in parts.items():
         for c in r["claims"]:
