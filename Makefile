@@ -24,7 +24,7 @@ test: $(STAMP)
 	XLA_FLAGS="--xla_force_host_platform_device_count=2" $(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check genvi tests benchmarks examples
+	$(VENV)/bin/ruff check genvi tests benchmarks examples paper_reproductions
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
