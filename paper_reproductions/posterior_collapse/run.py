@@ -387,6 +387,15 @@ def _seed_mean(rows, key, value="au"):
     return {k: float(np.mean(v)) for k, v in sorted(vals.items())}
 
 
+def _au_sweeps(nl):
+    """Seed-mean active units of the ReLU CVAE along its three sweeps: beta (eta_dec = 1)
+    and eta_dec (beta = 1) on digits, the correlation c on synthetic data."""
+    rows = nl["digits_cvae"]["settings"]
+    return (_seed_mean([r for r in rows if r["eta_dec"] == 1.0], "beta"),
+            _seed_mean([r for r in rows if r["beta"] == 1.0], "eta_dec"),
+            _seed_mean(nl["synth_cvae"]["settings"], "c"))
+
+
 def _non_increasing(means):
     v = list(means.values())
     return all(b <= a + CRITERIA["trend_tol"] for a, b in zip(v, v[1:], strict=False))
@@ -488,10 +497,7 @@ def _claims(res):
             "verdict": _verdict(ok)})
     nl = res.get("nonlinear")
     if nl is not None:
-        rows = nl["digits_cvae"]["settings"]
-        by_beta = _seed_mean([r for r in rows if r["eta_dec"] == 1.0], "beta")
-        by_eta = _seed_mean([r for r in rows if r["beta"] == 1.0], "eta_dec")
-        by_c = _seed_mean(nl["synth_cvae"]["settings"], "c")
+        by_beta, by_eta, by_c = _au_sweeps(nl)
         ok = _non_increasing(by_beta) and _non_increasing(by_eta) and _non_increasing(by_c)
         claims.append({
             "claim": "ReLU CVAE: active units do not increase with beta, eta_dec or the "
@@ -588,10 +594,7 @@ def _figures(res, out):
     ax[1].legend(fontsize=7)
     nl = res.get("nonlinear")
     if nl is not None:
-        rows = nl["digits_cvae"]["settings"]
-        bb = _seed_mean([r for r in rows if r["eta_dec"] == 1.0], "beta")
-        ee = _seed_mean([r for r in rows if r["beta"] == 1.0], "eta_dec")
-        cc = _seed_mean(nl["synth_cvae"]["settings"], "c")
+        bb, ee, cc = _au_sweeps(nl)
         ax[2].plot(list(bb), list(bb.values()), "o-", label="digits, vs beta (eta_dec=1)")
         ax[2].plot(list(ee), list(ee.values()), "s-", label="digits, vs eta_dec (beta=1)")
         ax[2].plot(list(cc), list(cc.values()), "^-", label="synthetic, vs c")
