@@ -66,3 +66,28 @@ def test_claims_follow_the_criteria():
 def test_last_fraction_mean_uses_the_end_of_the_budget():
     curve = [(0.0, 0, -100.0), (5.0, 10, 1.0), (8.5, 17, 2.0), (10.0, 20, 4.0)]
     assert air._last_fraction_mean(curve, 10.0) == 3.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_separable_spatial_transformer_is_bilinear_sampling(seed):
+    """`write_object` / `read_window` (two matmuls with hat weights) equal bilinear sampling
+    with zeros outside (`map_coordinates(order=1, cval=0)`) on the same grid."""
+    from jax.scipy.ndimage import map_coordinates
+
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    obj = jax.random.uniform(k1, (air.WIN, air.WIN))
+    img = jax.random.uniform(k2, (air.CANVAS, air.CANVAS))
+    z_where = jnp.array([0.3, -0.2, 0.25]) * (seed + 1)
+    s, ty, tx = air.where_to_affine(z_where)
+    c, u = air._pixel_centers(air.CANVAS), air._pixel_centers(air.WIN)
+    grids = {
+        "write": (obj, (air.WIN * ((c - ty) / s + 1.0) - 1.0) / 2.0,
+                  (air.WIN * ((c - tx) / s + 1.0) - 1.0) / 2.0),
+        "read": (img, (air.CANVAS * (s * u + ty + 1.0) - 1.0) / 2.0,
+                 (air.CANVAS * (s * u + tx + 1.0) - 1.0) / 2.0),
+    }
+    got = {"write": air.write_object(obj, z_where), "read": air.read_window(img, z_where)}
+    for name, (src, rows, cols) in grids.items():
+        rr, cc = jnp.meshgrid(rows, cols, indexing="ij")
+        want = map_coordinates(src, [rr, cc], order=1, mode="constant", cval=0.0)
+        np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want), atol=1e-5)
