@@ -44,6 +44,7 @@ import numpy as np
 import optax
 
 import genvi as gv
+from benchmarks import _timing as TM
 
 sg = jax.lax.stop_gradient
 
@@ -425,8 +426,8 @@ def _numpyro_programs(enumerate_pres):
 
 
 def _numpyro_objectives(k):
-    """NumPyro objective name -> (batch objective to maximize, note) or a string saying
-    why it cannot run."""
+    """NumPyro objective name -> (batch objective to maximize, note). An objective NumPyro
+    cannot run fails when its step is compiled (`run_air` records why)."""
     from numpyro.infer import RenyiELBO, TraceEnum_ELBO, TraceGraph_ELBO
 
     def batched(loss, enumerate_pres):
@@ -483,33 +484,6 @@ TIMING_ONLY = ("(no baseline)",)  # variants timed for Table 2 but not trained f
 
 def _first_line(e):
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
-
-
-def _compile(step, params, opt_state, key):
-    """Compile `step` (the first call, timed) and return the seconds it took."""
-    t0 = time.perf_counter()
-    out = step(params, opt_state, key)
-    jax.block_until_ready(out)
-    return time.perf_counter() - t0
-
-
-class _Timer:
-    """Repeated calls of a compiled step from its own state; each call's seconds."""
-
-    def __init__(self, step, params, opt_state, key):
-        self.step, self.state, self.key, self.n, self.times = step, (params, opt_state), key, 0, []
-
-    def __call__(self, record=True):
-        t0 = time.perf_counter()
-        p, s, v = self.step(*self.state, jax.random.fold_in(self.key, self.n))
-        v.block_until_ready()
-        dt = time.perf_counter() - t0
-        self.state, self.n = (p, s), self.n + 1
-        if record:
-            self.times.append(dt)
-
-    def median_ms(self):
-        return 1000.0 * float(np.median(self.times))
 
 
 def _last_fraction_mean(curve, budget_s, frac=0.2):
@@ -610,7 +584,7 @@ def run_air(quick: bool, out: str) -> dict:
         kind, ests, use_bl = specs[name]
         steps[name] = make_step(batch_objective(make_image_objective(kind, ests, use_bl)),
                                 optimizer, data, bs)
-        compile_s[name] = _compile(steps[name], params0, opt0, tkey)
+        compile_s[name] = TM.time_call(steps[name], params0, opt0, tkey)  # the first call
     np_steps, np_compile_s, np_status, np_notes = {}, {}, {}, {}
     try:
         with warnings.catch_warnings():
@@ -628,7 +602,7 @@ def run_air(quick: bool, out: str) -> dict:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                np_compile_s[np_name] = _compile(step, params0, opt0, tkey)
+                np_compile_s[np_name] = TM.time_call(step, params0, opt0, tkey)
             np_steps[np_name] = step
             np_status[np_name] = "runs"
         except ModuleNotFoundError as e:
@@ -636,36 +610,39 @@ def run_air(quick: bool, out: str) -> dict:
         except Exception as e:  # noqa: BLE001 - recorded: what NumPyro cannot express
             np_status[np_name] = f"not expressible ({_first_line(e)})"
 
-    # --- Table 2: median time per compiled update step, NumPyro interleaved with genvi
+    # --- Table 2: median time per compiled update step (the step's cost does not depend on
+    # the parameters: every AIR step runs all three object slots), each genvi step
+    # interleaved call by call with its NumPyro counterpart in rotating order
     renyi = f"RenyiELBO(alpha=0, K={k})"
     pair_of = dict(NUMPYRO_FOR)
     pair_of[f"IWAE(K={k})+REINFORCE"] = renyi  # approximate only (see the note)
-    timers = {n: _Timer(steps[n], params0, opt0, jax.random.fold_in(tkey, 1)) for n in names}
-    np_timers = {n: _Timer(s, params0, opt0, jax.random.fold_in(tkey, 1)) for n, s in np_steps.items()}
+    args = (params0, opt0, jax.random.fold_in(tkey, 1))
+    times, np_times = {}, {}
     for name in names:
-        a = timers[name]
-        b = np_timers.get(pair_of.get(name))
-        for _ in range(cfg["warmup_calls"]):
-            a(record=False)
-            if b is not None:
-                b(record=False)
-        for _ in range(cfg["timing_calls"]):
-            a()
-            if b is not None:
-                b()
-    for t in np_timers.values():  # NumPyro objectives not paired with a variant
-        if not t.times:
-            for i in range(cfg["warmup_calls"] + cfg["timing_calls"]):
-                t(record=i >= cfg["warmup_calls"])
+        np_name = pair_of.get(name)
+        fns = {name: steps[name]}
+        if np_name in np_steps:
+            fns[("numpyro", np_name)] = np_steps[np_name]
+        out_t = TM.interleaved(fns, args, cfg["timing_calls"], cfg["warmup_calls"])
+        times[name] = out_t[name]
+        if np_name in np_steps:
+            np_times[np_name] = out_t[("numpyro", np_name)]
+    for np_name, step in np_steps.items():  # NumPyro objectives not paired with a variant
+        if np_name not in np_times:
+            np_times[np_name] = TM.interleaved({np_name: step}, args, cfg["timing_calls"],
+                                               cfg["warmup_calls"])[np_name]
+    median_ms = lambda ts: 1000.0 * float(np.median(ts))
     table2 = {}
     for name in names:
         np_name = pair_of.get(name)
-        row = {"genvi_ms": timers[name].median_ms(), "genvi_compile_s": compile_s[name]}
+        row = {"genvi_ms": median_ms(times[name]), "genvi_compile_s": compile_s[name]}
         if np_name is None:
             row["numpyro_ms"] = "not expressible"
-        elif np_name in np_timers:
+        elif np_name in np_times:
             row["numpyro_objective"] = np_name
-            row["numpyro_ms"] = np_timers[np_name].median_ms()
+            row["numpyro_ms"] = median_ms(np_times[np_name])
+            row["paired_ratio_median"] = float(np.median(
+                TM.paired_ratios(times[name], np_times[np_name])))
             row["numpyro_compile_s"] = np_compile_s[np_name]
             row["numpyro_exact"] = name in NUMPYRO_FOR
         else:
@@ -674,7 +651,7 @@ def run_air(quick: bool, out: str) -> dict:
                                  or f"not run ({np_import_error or 'not in this configuration'})")
         table2[name] = row
     numpyro_rows = {n: {"status": np_status.get(n), "note": np_notes.get(n),
-                        "median_ms": np_timers[n].median_ms() if n in np_timers else None,
+                        "median_ms": median_ms(np_times[n]) if n in np_times else None,
                         "compile_s": np_compile_s.get(n)} for n in np_notes}
 
     # --- Fig. 7: equal training wall-clock per variant, held-out ELBO on the way
